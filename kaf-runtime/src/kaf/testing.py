@@ -10,16 +10,136 @@ gives one per test session.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from types import TracebackType
+from typing import Any, NamedTuple
 
+from confluent_kafka import Message
+
+from kaf import serde
+from kaf.app import KafkaApp
 from kaf.errors import SetupError
 
-__all__ = ["EmbeddedBroker", "free_port"]
+__all__ = ["EmbeddedBroker", "Output", "TestRunner", "free_port"]
+
+
+class Output(NamedTuple):
+    """A message the app published, with ``value`` decoded per the handler's ``returns``."""
+
+    topic: str
+    value: Any
+    key: bytes | None
+    headers: list[tuple[str, bytes]] | None
+    message: Any
+
+
+def _header_list(headers: Any) -> Any:
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
+
+
+class _MemoryProducer:
+    """Stands in for confluent_kafka.Producer: every output is acknowledged on poll/flush."""
+
+    def __init__(self) -> None:
+        self.delivered: list[Any] = []
+        self.queued: list[tuple[Any, Any]] = []
+
+    def produce(self, topic: str, value: Any = None, key: Any = None, *, headers: Any = None,
+                on_delivery: Any = None) -> None:  # fmt: skip
+        offset = sum(1 for m in self.delivered if m.topic() == topic) + len(self.queued)
+        msg = Message(topic=topic, partition=0, offset=offset, key=key, value=value,
+                      headers=_header_list(headers))  # fmt: skip
+        self.queued.append((msg, on_delivery))
+
+    def poll(self, timeout: float = 0) -> int:
+        queued, self.queued = self.queued, []
+        for msg, on_delivery in queued:
+            self.delivered.append(msg)
+            if on_delivery is not None:
+                on_delivery(None, msg)
+        return len(queued)
+
+    def flush(self, timeout: float = 0) -> int:
+        self.poll()
+        return 0
+
+
+class TestRunner:
+    """Run an app's handlers in memory, through the same code as ``app.run()``.
+
+    ::
+
+        outputs = TestRunner(app).send("foo", {"number": 41})
+        assert outputs[0].value == {"result": 42}
+
+    ``send`` encodes the value in the handler's ``accepts`` format, runs hooks, handler and
+    encoding exactly as the run loop does, acknowledges every output at once and returns the
+    outputs of that input (dead letters included). A handler's exception is re-raised unless
+    ``raise_errors=False``; either way it is recorded in ``errors`` as ``(msg, exc)``.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, app: KafkaApp, *, raise_errors: bool = True) -> None:
+        from kaf._loop import Loop
+
+        self.app = app
+        self.raise_errors = raise_errors
+        self.errors: list[tuple[Any, BaseException]] = []
+        self.producer = _MemoryProducer()
+        self._offsets: dict[str, int] = {}
+        self.loop = Loop(app, consumer=object(), producer=self.producer)
+        self.loop.hooks = {event: list(hooks) for event, hooks in app.hooks.items()}
+        self.loop.hooks["error"].append(lambda msg, exc: self.errors.append((msg, exc)))
+
+    @property
+    def published(self) -> list[Output]:
+        """Everything published so far, in order."""
+        return [self._output(msg) for msg in self.producer.delivered]
+
+    def send(self, topic: str, value: Any, key: Any = None, headers: Any = None,
+             *, partition: int = 0) -> list[Output]:  # fmt: skip
+        """Feed one input message to the handler registered for ``topic``."""
+        processor = self.app.processors.get(topic)
+        if processor is None:
+            raise SetupError(
+                f"no handler for topic {topic!r}; registered: {list(self.app.processors)}"
+            )
+        offset = self._offsets[topic] = self._offsets.get(topic, -1) + 1
+        if processor.accepts == "json":
+            raw = serde.ENCODERS["json"](value)
+        elif isinstance(value, str):
+            raw = value.encode()
+        else:
+            raw = serde.ENCODERS["bytes"](value)
+        msg = Message(topic=topic, partition=partition, offset=offset, key=serde.encode_key(key),
+                      value=raw, headers=_header_list(headers))  # fmt: skip
+        before, errors = len(self.producer.delivered), len(self.errors)
+        self.loop.handle(msg)
+        self.producer.flush()
+        if self.raise_errors and len(self.errors) > errors:
+            raise self.errors[-1][1]
+        return [self._output(m) for m in self.producer.delivered[before:]]
+
+    def _output(self, msg: Any) -> Output:
+        value = msg.value()
+        processor = next(
+            (p for p in self.app.processors.values() if p.publish_to == msg.topic()), None
+        )
+        returns = processor.returns if processor else "bytes"
+        if value is not None and returns == "json":
+            value = json.loads(value)
+        elif value is not None and returns == "str":
+            value = value.decode()
+        return Output(msg.topic(), value, msg.key(), msg.headers(), msg)
 
 
 def free_port() -> int:
@@ -83,7 +203,14 @@ class EmbeddedBroker:
     def command(self) -> list[str]:
         url = f"tcp://{self.bootstrap_servers}"
         if self.origin is None:
-            return [_broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+            return [
+                _broker_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ]
         return [
             _broker_binary(), "proxy", "--listener-url", url, "--advertised-listener-url", url,
             "--origin-url", f"tcp://{self.origin}",

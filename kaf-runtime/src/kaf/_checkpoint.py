@@ -1,0 +1,158 @@
+"""Delivery tracking and offset commits: at-least-once across two clusters.
+
+Each input that produced outputs gets a ``Pending`` entry, which is also the delivery callback
+of its outputs. A partition may be committed up to its first input that still has outputs in
+flight; with none in flight, up to the last processed offset + 1. Offsets only move forward,
+and nothing is committed for an input whose outputs the producer's broker has not acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+logger = logging.getLogger("kaf")
+
+# Errors about the message itself: sending it again cannot succeed. Everything else (a broker
+# down, a timeout, a leader moving, a missing topic) is about the world and is retried.
+FINAL_DELIVERY_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_MSG,
+        KafkaError.TOPIC_EXCEPTION,
+        KafkaError._INVALID_ARG,
+        KafkaError._KEY_SERIALIZATION,
+        KafkaError._VALUE_SERIALIZATION,
+    }
+)
+
+# Commit errors that mean the partitions are no longer ours: the rebalance will sort it out.
+_GONE = frozenset(
+    {
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError._NO_OFFSET,
+        KafkaError._STATE,
+    }
+)
+
+
+class Pending:
+    """The outputs of one input still in flight; called by librdkafka for each delivery."""
+
+    __slots__ = ("checkpoint", "offset", "remaining", "source")
+
+    def __init__(self, checkpoint: Checkpoint, source: Any, remaining: int) -> None:
+        self.checkpoint = checkpoint
+        self.source = source
+        self.offset: int = source.offset()
+        self.remaining = remaining
+
+    def __call__(self, err: KafkaError | None, msg: Any) -> None:
+        if err is None:
+            self.remaining -= 1
+            if self.checkpoint.on_published is not None:
+                self.checkpoint.on_published(msg)
+        else:
+            self.checkpoint.on_failed(self, err, msg)
+
+
+class _Partition:
+    __slots__ = ("committed", "next_offset", "pending")
+
+    def __init__(self) -> None:
+        self.next_offset = -1
+        self.committed = -1
+        self.pending: deque[Pending] = deque()
+
+    def committable(self) -> int:
+        pending = self.pending
+        while pending and pending[0].remaining <= 0:
+            pending.popleft()
+        return pending[0].offset if pending else self.next_offset
+
+
+class Checkpoint:
+    """Which input offsets are safe to commit, and committing them."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        *,
+        on_published: Callable[[Any], None] | None,
+        on_failed: Callable[[Pending, KafkaError, Any], None],
+    ) -> None:
+        self.consumer = consumer
+        self.on_published = on_published
+        self.on_failed = on_failed
+        self.partitions: dict[tuple[str, int], _Partition] = {}
+
+    def processed(self, msg: Any, outputs: int) -> Pending | None:
+        """Record that ``msg`` was handled; return its ``Pending`` entry if it has outputs."""
+        key = (msg.topic(), msg.partition())
+        partition = self.partitions.get(key)
+        if partition is None:
+            partition = self.partitions[key] = _Partition()
+        offset = msg.offset()
+        partition.next_offset = offset + 1
+        if not outputs:
+            return None
+        pending = Pending(self, msg, outputs)
+        partition.pending.append(pending)
+        return pending
+
+    def in_flight(self) -> int:
+        return sum(p.remaining for part in self.partitions.values() for p in part.pending)
+
+    def commit(self, only: Iterable[tuple[str, int]] | None = None) -> None:
+        """Commit every partition (or ``only`` those) up to what has been fully delivered.
+
+        Retries until the broker accepts it, unless the partitions stopped being ours.
+        """
+        keys = self.partitions.keys() if only is None else [k for k in only if k in self.partitions]
+        offsets = []
+        for key in keys:
+            partition = self.partitions[key]
+            offset = partition.committable()
+            if offset > partition.committed:
+                offsets.append(TopicPartition(key[0], key[1], offset))
+        if not offsets:
+            return
+        delay = 0.1
+        while True:
+            try:
+                results = self.consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() in _GONE:
+                    logger.warning("commit skipped, the partitions are being reassigned: %s", err)
+                    return
+                logger.warning("commit failed (%s); retrying in %.1fs", err, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            break
+        for tp in results or offsets:
+            if tp.error is not None:
+                logger.warning("commit of %s[%d] failed: %s", tp.topic, tp.partition, tp.error)
+                continue
+            done = self.partitions.get((tp.topic, tp.partition))
+            if done is not None:
+                done.committed = max(done.committed, tp.offset)
+        logger.debug(
+            "committed %s", ", ".join(f"{t.topic}[{t.partition}]@{t.offset}" for t in offsets)
+        )
+
+    def forget(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Drop state for partitions that are no longer assigned."""
+        for key in keys:
+            self.partitions.pop(key, None)

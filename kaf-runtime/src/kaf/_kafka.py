@@ -1,0 +1,78 @@
+"""The only module that creates confluent-kafka clients.
+
+Config merge order: Kaf's defaults < the user's config < the keys Kaf must control.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer
+
+logger = logging.getLogger("kaf")
+
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    # A new consumer group starts at the beginning: at-least-once, not at-most-once.
+    "auto.offset.reset": "earliest",
+}
+# Kaf commits offsets itself, and only once the outputs are delivered.
+CONSUMER_CONTROLLED: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+}
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "linger.ms": 5,
+}
+
+
+def merge(
+    defaults: Mapping[str, Any], user: Mapping[str, Any], controlled: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Return defaults < user < controlled, logging user keys that Kaf overrides."""
+    for key, value in controlled.items():
+        if key in user and str(user[key]).lower() != str(value).lower():
+            logger.warning("ignoring %s=%s: Kaf sets %s=%s", key, user[key], key, value)
+    return {**defaults, **user, **controlled}
+
+
+class _ErrorLog:
+    """librdkafka's error callback: say what we wait for, at most every few seconds per error."""
+
+    def __init__(self, role: str, servers: str, every: float = 10.0) -> None:
+        self.role = role
+        self.servers = servers
+        self.every = every
+        self.last: dict[int, float] = {}
+
+    def __call__(self, err: KafkaError) -> None:
+        now = time.monotonic()
+        if now - self.last.get(err.code(), -self.every) < self.every:
+            return
+        self.last[err.code()] = now
+        if err.fatal():
+            logger.error("%s client fatal error: %s", self.role, err.str())
+        else:
+            logger.warning(
+                "waiting for the %s broker(s) %s: %s (retrying)", self.role, self.servers, err.str()
+            )
+
+
+def _common(config: Mapping[str, Any], role: str) -> dict[str, Any]:
+    return {
+        "error_cb": _ErrorLog(role, str(config.get("bootstrap.servers", "?"))),
+        "logger": logging.getLogger("kaf.librdkafka"),
+    }
+
+
+def make_consumer(name: str, config: Mapping[str, Any]) -> Any:
+    settings = merge({**CONSUMER_DEFAULTS, "client.id": name}, config, CONSUMER_CONTROLLED)
+    return Consumer({**settings, **_common(settings, "consumer")})
+
+
+def make_producer(name: str, config: Mapping[str, Any]) -> Any:
+    settings = merge({**PRODUCER_DEFAULTS, "client.id": name}, config, {})
+    return Producer({**settings, **_common(settings, "producer")})

@@ -1,0 +1,279 @@
+"""The run loop: poll a batch, handle it, produce, commit when due; stop on a signal.
+
+Shape taken from Quix Streams: poll -> handle -> record offset -> commit when due, and a last
+commit after the loop. Signal handlers only set the stop flag; a second signal kills.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from confluent_kafka import KafkaError, KafkaException
+
+from kaf._checkpoint import FINAL_DELIVERY_ERRORS, Checkpoint, Pending
+from kaf._kafka import make_consumer, make_producer
+from kaf.errors import KafError
+
+if TYPE_CHECKING:
+    from kaf._processor import Processor
+    from kaf.app import KafkaApp
+
+logger = logging.getLogger("kaf")
+
+
+def where(msg: Any) -> str:
+    """A message's coordinates, as ``topic[partition]@offset``."""
+    return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+
+
+class DeliveryError(KafError):
+    """An output was refused for good (e.g. larger than the broker accepts); passed to on_error."""
+
+
+def emit(hooks: list[Callable[..., Any]], *args: Any) -> None:
+    """Call each hook in registration order; a hook that raises is logged, never fatal."""
+    for hook in hooks:
+        try:
+            hook(*args)
+        except Exception:
+            logger.exception("hook %s failed", getattr(hook, "__qualname__", hook))
+
+
+class _Every:
+    """True at most once per ``seconds``: keeps repeated waiting messages readable."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.last = -seconds
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
+
+
+class Loop:
+    """One run of an app: its two clients, the checkpoint and the stop flag."""
+
+    def __init__(self, app: KafkaApp, *, consumer: Any = None, producer: Any = None) -> None:
+        self.app = app
+        self.hooks = app.hooks
+        self.processors: dict[str, Processor] = dict(app.processors)
+        self.stop_event = threading.Event()
+        self.retries: list[tuple[Pending, Any]] = []
+        self.dead_letter_topic = app.dead_letter_topic
+        # The clients are a seam: kaf.testing passes in-memory ones.
+        self.consumer = consumer or make_consumer(app.name, app.consumer_config)
+        self.producer = producer or make_producer(app.name, app.producer_config)
+        published = self.hooks["published"]
+        self.checkpoint = Checkpoint(
+            self.consumer,
+            on_published=(lambda msg: emit(published, msg)) if published else None,
+            on_failed=self.delivery_failed,
+        )
+        self.queue_full_log = _Every(5.0)
+        self.retry_log = _Every(5.0)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        app = self.app
+        self.consumer.subscribe(
+            list(self.processors),
+            on_assign=self.assigned,
+            on_revoke=self.revoked,
+            on_lost=self.lost,
+        )
+        logger.info(
+            "%s: consuming %s from %s, producing to %s",
+            app.name,
+            ", ".join(self.processors),
+            app.consumer_config.get("bootstrap.servers"),
+            app.producer_config.get("bootstrap.servers"),
+        )
+        consume, handle, poll = self.consumer.consume, self.handle, self.producer.poll
+        size, timeout = app.consumer_batch_size, app.consumer_timeout
+        interval = app.commit_interval
+        next_commit = time.monotonic() + interval
+        try:
+            while not self.stop_event.is_set():
+                for msg in consume(size, timeout):
+                    if msg.error() is None:
+                        handle(msg)
+                    else:
+                        self.consumer_error(msg.error())
+                poll(0)
+                if self.retries:
+                    self.retry()
+                if time.monotonic() >= next_commit:
+                    self.checkpoint.commit()
+                    next_commit = time.monotonic() + interval
+        finally:
+            self.shutdown()
+
+    def handle(self, msg: Any) -> None:
+        hooks = self.hooks
+        if hooks["consume"]:
+            emit(hooks["consume"], msg)
+        processor = self.processors[msg.topic()]
+        started = time.perf_counter()
+        try:
+            outputs = processor.outputs(msg)
+        except Exception as exc:
+            self.handler_failed(msg, processor, exc)
+            return
+        pending = self.checkpoint.processed(msg, len(outputs))
+        topic = processor.publish_to
+        for value, key, headers in outputs:
+            self.produce(topic, value, key, headers, pending)  # type: ignore[arg-type]
+        if hooks["processed"]:
+            emit(hooks["processed"], msg, time.perf_counter() - started)
+
+    def produce(self, topic: str, value: Any, key: Any, headers: Any, pending: Any) -> None:
+        """Hand one output to the producer, waiting while its queue is full."""
+        delay = 0.1
+        while True:
+            try:
+                self.producer.produce(topic, value, key, headers=headers, on_delivery=pending)
+                return
+            except BufferError:
+                if self.queue_full_log():
+                    logger.warning("producer queue full; waiting for deliveries to %s", topic)
+                self.producer.poll(0.5)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() in FINAL_DELIVERY_ERRORS:
+                    self.refused(pending, err, topic)
+                    return
+                logger.warning("producing to %s failed (%s); retrying in %.1fs", topic, err, delay)
+                self.producer.poll(delay)
+                delay = min(delay * 2, 5.0)
+
+    # -- failures ---------------------------------------------------------------------------
+
+    def handler_failed(self, msg: Any, processor: Processor, exc: Exception) -> None:
+        logger.error(
+            "%s failed on %s; the message counts as processed",
+            processor.name,
+            where(msg),
+            exc_info=exc,
+        )
+        emit(self.hooks["error"], msg, exc)
+        pending = self.checkpoint.processed(msg, 1 if self.dead_letter_topic else 0)
+        if pending is not None:
+            self.dead_letter(msg, exc, pending)
+
+    def delivery_failed(self, pending: Pending, err: KafkaError, out: Any) -> None:
+        """Delivery callback for a failed output: retry it, or give it up if it can never succeed."""
+        if err.code() in FINAL_DELIVERY_ERRORS:
+            self.refused(pending, err, out.topic())
+            return
+        if self.retry_log():
+            logger.warning("delivery to %s failed (%s); producing it again", out.topic(), err.str())
+        self.retries.append((pending, out))
+
+    def retry(self) -> None:
+        retries, self.retries = self.retries, []
+        for pending, out in retries:
+            self.produce(out.topic(), out.value(), out.key(), out.headers(), pending)
+
+    def refused(self, pending: Pending, err: KafkaError, topic: str) -> None:
+        source = pending.source
+        if topic == self.dead_letter_topic:
+            logger.error(
+                "dead-lettering %s to %s failed for good: %s", where(source), topic, err.str()
+            )
+        else:
+            exc = DeliveryError(f"output of {where(source)} to {topic} refused: {err.str()}")
+            logger.error("%s; the message counts as processed", exc)
+            emit(self.hooks["error"], source, exc)
+            if self.dead_letter_topic:
+                pending.remaining += 1
+                self.dead_letter(source, exc, pending)
+        pending.remaining -= 1
+
+    def dead_letter(self, msg: Any, exc: BaseException, pending: Pending) -> None:
+        headers = [
+            ("kaf.error.type", type(exc).__name__),
+            ("kaf.error.message", str(exc)[:1000]),
+            ("kaf.source", where(msg)),
+            *(msg.headers() or ()),
+        ]
+        self.produce(self.dead_letter_topic, msg.value(), msg.key(), headers, pending)  # type: ignore[arg-type]
+
+    def consumer_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        if err.fatal():
+            raise KafError(f"the consumer failed for good: {err.str()}")
+        logger.warning("consumer: %s (retrying)", err.str())
+
+    # -- rebalance and shutdown -------------------------------------------------------------
+
+    def assigned(self, consumer: Any, partitions: list[Any]) -> None:
+        logger.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
+
+    def revoked(self, consumer: Any, partitions: list[Any]) -> None:
+        keys = [(p.topic, p.partition) for p in partitions]
+        self.drain()
+        self.checkpoint.commit(only=keys)
+        self.checkpoint.forget(keys)
+        logger.info("revoked %s", ", ".join(f"{t}[{p}]" for t, p in keys))
+
+    def lost(self, consumer: Any, partitions: list[Any]) -> None:
+        self.checkpoint.forget((p.topic, p.partition) for p in partitions)
+        logger.warning("lost %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
+
+    def drain(self) -> None:
+        """Block until every output in flight is delivered (or given up for good)."""
+        waiting = _Every(5.0)
+        while True:
+            left = self.producer.flush(1.0)
+            if self.retries:
+                self.retry()
+                continue
+            if left == 0:
+                return
+            if waiting():
+                logger.warning("waiting for %d output(s) to be delivered", left)
+
+    def shutdown(self) -> None:
+        logger.info("%s: stopping; delivering outstanding outputs and committing", self.app.name)
+        try:
+            self.drain()
+            self.checkpoint.commit()
+        finally:
+            self.consumer.close()
+        logger.info("%s: stopped", self.app.name)
+
+
+@contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGINT/SIGTERM call ``stop``; a second one gets the default behaviour (it kills)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        logger.info("%s received; stopping (send it again to kill)", signal.Signals(signum).name)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        stop()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,57 @@
+"""One registered handler: decode an input, call the handler, encode what it yields."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kaf.message import Headers, Result
+from kaf.serde import Decoder, Encoder, encode_key
+
+Output = tuple["bytes | None", "bytes | None", "Headers | None"]
+
+
+@dataclass(frozen=True)
+class Processor:
+    """A handler with its topics and formats, as registered by ``app.process``."""
+
+    handler: Callable[..., Any]
+    topic: str
+    publish_to: str | None
+    accepts: str | None
+    returns: str
+    decode: Decoder
+    encode: Encoder
+
+    @property
+    def name(self) -> str:
+        return getattr(self.handler, "__qualname__", repr(self.handler))
+
+    def outputs(self, msg: Any) -> list[Output]:
+        """Return the encoded ``(value, key, headers)`` outputs for one input message.
+
+        All of them or none: anything raised while decoding, running the handler or encoding
+        any output propagates, and the outputs yielded before it are dropped.
+        """
+        produced = self.handler(self.decode(msg))
+        if produced is None:
+            return []
+        if isinstance(produced, (dict, str, bytes)):
+            raise TypeError(
+                f"handler {self.name} returned a {type(produced).__name__}; "
+                "yield (value, key) pairs, or return a list of them"
+            )
+        encode = self.encode
+        outputs: list[Output] = []
+        for item in produced:
+            if isinstance(item, Result):
+                value, key, headers = item
+            elif type(item) is tuple and len(item) == 2:
+                (value, key), headers = item, None
+            else:
+                value, key, headers = item, None, None
+            outputs.append((encode(value), encode_key(key), headers))
+        if outputs and self.publish_to is None:
+            raise TypeError(f"handler {self.name} yielded outputs but has no publish_to topic")
+        return outputs
