@@ -27,7 +27,7 @@ def _decode_json(msg: Any) -> Any:
     if raw is None:
         raise DecodeError("null value (tombstone) cannot be decoded as json")
     try:
-        return json.loads(raw)
+        return json.loads(raw.decode())
     except UnicodeDecodeError as exc:
         raise DecodeError(f"value is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
