@@ -12,6 +12,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
 from kaf import KafkaApp
 
 # Tansu's JoinGroup waits about session.timeout.ms / 2: keep it at the allowed minimum.
@@ -91,7 +92,7 @@ def committed(servers: str, group: str, topic: str) -> dict[int, int]:
             AdminClient({"bootstrap.servers": servers}), topic, time.monotonic() + 10
         )
         offsets = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        return {tp.partition: max(tp.offset, 0) for tp in offsets}  # -1001: nothing committed
+        return {tp.partition: tp.offset for tp in offsets if tp.offset >= 0}  # -1001: none yet
     finally:
         consumer.close()
 

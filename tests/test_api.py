@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import kaf
 import pytest
+
+import kaf
 from kaf import ConfigError, KafError, KafkaApp, Result, SetupError
 from kaf.testing import TestRunner
 
@@ -31,16 +32,41 @@ def test_error_tree() -> None:
 
 
 def test_consumer_config_without_group_id_is_a_clear_error() -> None:
-    with pytest.raises(ConfigError, match=r"group\.id.*KAF_CONSUMER_GROUP_ID"):
+    with pytest.raises(ConfigError, match=r"no group\.id: set consumer_config\['group\.id'\]"):
         KafkaApp("t", consumer_config={"bootstrap.servers": "x:9092"}, producer_config=PRODUCER)
 
 
 def test_missing_bootstrap_servers_is_a_clear_error() -> None:
-    app = KafkaApp("t", consumer_config={"group.id": "g"}, producer_config={})
-    with pytest.raises(ConfigError, match=r"consumer_config has no 'bootstrap\.servers'"):
-        app.consumer_config  # noqa: B018
-    with pytest.raises(ConfigError, match=r"producer_config has no 'bootstrap\.servers'"):
+    with pytest.raises(ConfigError, match=r"set consumer_config\['bootstrap\.servers'\]"):
+        KafkaApp("t", consumer_config={"group.id": "g"})
+    app = KafkaApp("t", consumer_config=CONSUMER, producer_config={})
+    with pytest.raises(ConfigError, match=r"set producer_config\['bootstrap\.servers'\]"):
         app.producer_config  # noqa: B018
+
+
+def test_configs_come_from_the_environment_when_left_out(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("KAF_CONSUMER_BOOTSTRAP_SERVERS", "in:9092")
+    monkeypatch.setenv("KAF_CONSUMER_GROUP_ID", "g")
+    monkeypatch.setenv("KAF_PRODUCER_BOOTSTRAP_SERVERS", "out:9092")
+    app = KafkaApp("t")  # reads nothing yet
+    assert app.consumer_config == {"bootstrap.servers": "in:9092", "group.id": "g"}
+    assert app.producer_config == {"bootstrap.servers": "out:9092"}
+
+
+def test_a_missing_environment_variable_names_itself(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("KAF_CONSUMER_BOOTSTRAP_SERVERS", "KAF_CONSUMER_GROUP_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAF_CONSUMER_BOOTSTRAP_SERVERS", "in:9092")
+    app = KafkaApp("t")
+    app.process(topic="in")(lambda v: None)
+    with pytest.raises(ConfigError, match="KAF_CONSUMER_GROUP_ID"):
+        app.run()
 
 
 @pytest.mark.parametrize(

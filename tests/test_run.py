@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from kaf import KafkaApp
 from kaf.testing import EmbeddedBroker, free_port
-
 from tests.kafkatools import (
     FAST_GROUP,
     committed,
@@ -82,7 +82,12 @@ def test_consumer_and_producer_on_different_brokers(
     source, sink = unique("in"), unique("out")
     create_topics(broker.bootstrap_servers, source, partitions=3)
     create_topics(broker2.bootstrap_servers, sink)
-    produce(broker.bootstrap_servers, source, [{"n": n} for n in range(300)])
+    produce(
+        broker.bootstrap_servers,
+        source,
+        [{"n": n} for n in range(300)],
+        keys=[str(n) for n in range(300)],
+    )
     app, group = app_for(broker.bootstrap_servers, broker2.bootstrap_servers)
     app.process(topic=source, publish_to=sink)(lambda v: [({"r": v["n"] + 1}, str(v["n"]))])
     with running(app):
@@ -220,7 +225,12 @@ def test_sigterm_stops_cleanly_and_a_restart_resumes(
     source, sink, group = unique("in"), unique("out"), unique("group")
     create_topics(broker.bootstrap_servers, source, partitions=3)
     create_topics(broker2.bootstrap_servers, sink)
-    produce(broker.bootstrap_servers, source, [{"n": i} for i in range(n)])
+    produce(
+        broker.bootstrap_servers,
+        source,
+        [{"n": i} for i in range(n)],
+        keys=[str(i) for i in range(n)],
+    )
     env = {
         "IN_SERVERS": broker.bootstrap_servers, "OUT_SERVERS": broker2.bootstrap_servers,
         "GROUP": group, "IN_TOPIC": source, "OUT_TOPIC": sink, "BATCH": "50", "SLOW": "0.001",

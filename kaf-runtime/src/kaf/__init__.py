@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from kaf.app import KafkaApp
+from kaf.config import config_from_env
 from kaf.errors import ConfigError, KafError, SetupError
+from kaf.eventhubs import eventhubs_config
 from kaf.message import Result
 
 __version__ = "0.1.0"
@@ -15,4 +17,6 @@ __all__ = [
     "Result",
     "SetupError",
     "__version__",
+    "config_from_env",
+    "eventhubs_config",
 ]

@@ -51,10 +51,10 @@ class Pending:
 
     __slots__ = ("checkpoint", "offset", "remaining", "source")
 
-    def __init__(self, checkpoint: Checkpoint, source: Any, remaining: int) -> None:
+    def __init__(self, checkpoint: Checkpoint, source: Any, offset: int, remaining: int) -> None:
         self.checkpoint = checkpoint
         self.source = source
-        self.offset: int = source.offset()
+        self.offset = offset
         self.remaining = remaining
 
     def __call__(self, err: KafkaError | None, msg: Any) -> None:
@@ -106,8 +106,13 @@ class Checkpoint:
         partition.next_offset = offset + 1
         if not outputs:
             return None
-        pending = Pending(self, msg, outputs)
-        partition.pending.append(pending)
+        queue = partition.pending
+        # Drop delivered entries as we go, not only at commit time: each holds its input message,
+        # and thousands of them alive until the next commit cost memory and garbage collection.
+        while queue and queue[0].remaining <= 0:
+            queue.popleft()
+        pending = Pending(self, msg, offset, outputs)
+        queue.append(pending)
         return pending
 
     def in_flight(self) -> int:

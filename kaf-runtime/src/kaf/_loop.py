@@ -125,16 +125,23 @@ class Loop:
         if hooks["consume"]:
             emit(hooks["consume"], msg)
         processor = self.processors[msg.topic()]
-        started = time.perf_counter()
+        started = time.perf_counter() if hooks["processed"] else 0.0
         try:
             outputs = processor.outputs(msg)
         except Exception as exc:
             self.handler_failed(msg, processor, exc)
             return
-        pending = self.checkpoint.processed(msg, len(outputs))
-        topic = processor.publish_to
-        for value, key, headers in outputs:
-            self.produce(topic, value, key, headers, pending)  # type: ignore[arg-type]
+        if outputs:
+            pending = self.checkpoint.processed(msg, len(outputs))
+            topic = processor.publish_to
+            produce = self.producer.produce
+            for value, key, headers in outputs:
+                try:  # the fast path; self.produce waits and retries when this fails
+                    produce(topic, value, key, headers=headers, on_delivery=pending)
+                except (BufferError, KafkaException):
+                    self.produce(topic, value, key, headers, pending)  # type: ignore[arg-type]
+        else:
+            self.checkpoint.processed(msg, 0)
         if hooks["processed"]:
             emit(hooks["processed"], msg, time.perf_counter() - started)
 

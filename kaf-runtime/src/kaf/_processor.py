@@ -45,13 +45,18 @@ class Processor:
         encode = self.encode
         outputs: list[Output] = []
         for item in produced:
-            if isinstance(item, Result):
-                value, key, headers = item
-            elif type(item) is tuple and len(item) == 2:
+            # The common case first, with exact type checks: this runs once per output.
+            if type(item) is tuple and len(item) == 2:
                 (value, key), headers = item, None
+            elif isinstance(item, Result):
+                value, key, headers = item
             else:
                 value, key, headers = item, None, None
-            outputs.append((encode(value), encode_key(key), headers))
+            if type(key) is str:
+                key = key.encode()
+            elif key is not None and type(key) is not bytes:
+                key = encode_key(key)
+            outputs.append((encode(value), key, headers))
         if outputs and self.publish_to is None:
             raise TypeError(f"handler {self.name} yielded outputs but has no publish_to topic")
         return outputs

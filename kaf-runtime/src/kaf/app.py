@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 from kaf import serde
 from kaf._processor import Processor
-from kaf.errors import ConfigError, SetupError
+from kaf.config import check_consumer, check_producer, config_from_env
+from kaf.errors import SetupError
 
 F = TypeVar("F", bound=Callable[..., Any])
 EVENTS = ("consume", "processed", "published", "error")
@@ -58,7 +59,7 @@ class KafkaApp:
         self._explicit = {"consumer": consumer_config, "producer": producer_config}
         self._resolved: dict[str, dict[str, Any]] = {}
         if consumer_config is not None:
-            _check_consumer(consumer_config, "consumer_config")
+            check_consumer(consumer_config, source="consumer_config")
         self._running = False
         self._loop: Any = None
         self._stop_requested = threading.Event()
@@ -78,20 +79,9 @@ class KafkaApp:
     def _config(self, role: str) -> dict[str, Any]:
         if role not in self._resolved:
             explicit = self._explicit[role]
-            if explicit is not None:
-                config = dict(explicit)
-            else:
-                from kaf.config import config_from_env
-
-                config = config_from_env(f"KAF_{role.upper()}_")
-                if role == "consumer":
-                    _check_consumer(config, "the environment (KAF_CONSUMER_*)")
-            if not config.get("bootstrap.servers"):
-                source = f"{role}_config" if explicit is not None else f"KAF_{role.upper()}_*"
-                raise ConfigError(
-                    f"{source} has no 'bootstrap.servers'; set it "
-                    f"(or KAF_{role.upper()}_BOOTSTRAP_SERVERS), e.g. 'localhost:9092'"
-                )
+            source = f"{role}_config" if explicit is not None else f"KAF_{role.upper()}_"
+            config = dict(explicit) if explicit is not None else config_from_env(source)
+            (check_consumer if role == "consumer" else check_producer)(config, source=source)
             self._resolved[role] = config
         return self._resolved[role]
 
@@ -221,14 +211,6 @@ class KafkaApp:
 
     def __repr__(self) -> str:
         return f"<KafkaApp {self.name!r} topics={list(self.processors)}>"
-
-
-def _check_consumer(config: Mapping[str, Any], source: str) -> None:
-    if not config.get("group.id"):
-        raise ConfigError(
-            f"{source} has no 'group.id'; add one, e.g. {{'group.id': 'myapp'}} "
-            "(or set KAF_CONSUMER_GROUP_ID)"
-        )
 
 
 def _configure_logging() -> None:

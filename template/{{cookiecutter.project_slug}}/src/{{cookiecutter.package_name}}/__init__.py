@@ -1,0 +1,1 @@
+"""{{ cookiecutter.project_name }}: a Kaf consume -> transform -> produce service."""
