@@ -270,3 +270,21 @@ def test_sigterm_stops_cleanly_and_a_restart_resumes(
     assert len(keys) == n and max(keys.values()) == 1  # nothing lost, nothing twice
     inputs = read_all(broker.bootstrap_servers, source, expect=n)
     assert committed(broker.bootstrap_servers, group, source) == end_offsets(inputs)
+
+
+def test_a_full_producer_queue_is_waited_out(
+    broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    source, sink = unique("in"), unique("out")
+    create_topics(broker.bootstrap_servers, source, sink, partitions=1)
+    produce(broker.bootstrap_servers, source, list(range(20)))
+    app, group = app_for(
+        broker.bootstrap_servers,
+        broker.bootstrap_servers,
+        producer={"queue.buffering.max.messages": 5},
+    )
+    app.process(topic=source, publish_to=sink)(lambda n: [(n, None)] * 10)  # 200 outputs
+    with running(app):
+        wait_for(lambda: committed(broker.bootstrap_servers, group, source) == {0: 20})
+    assert len(read_all(broker.bootstrap_servers, sink, expect=200)) == 200
+    assert "producer queue full; waiting for deliveries" in caplog.text

@@ -24,15 +24,8 @@ from types import FrameType
 from typing import Any
 
 from kaf import __version__
-from kaf.config import (
-    CONSUMER_PREFIX,
-    PRODUCER_PREFIX,
-    check_consumer,
-    check_producer,
-    config_from_env,
-    redact,
-    scrub,
-)
+from kaf.app import KafkaApp
+from kaf.config import redact, scrub
 from kaf.errors import KafError, SetupError
 
 __all__ = ["main"]
@@ -98,15 +91,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> int:
     _load_env_file(args.env_file)
-    if args.app is None:
-        consumer = config_from_env(CONSUMER_PREFIX)
-        check_consumer(consumer, source=CONSUMER_PREFIX)
-        producer = config_from_env(PRODUCER_PREFIX)
-        check_producer(producer, source=PRODUCER_PREFIX)
-    else:
-        app = load_app(args.app)
-        consumer, producer = app.consumer_config, app.producer_config
-    effective = {"consumer": redact(consumer), "producer": redact(producer)}
+    # Without an app, an app with no configs: it resolves and checks them from the environment.
+    app = KafkaApp("kaf") if args.app is None else load_app(args.app)
+    effective = {"consumer": redact(app.consumer_config), "producer": redact(app.producer_config)}
     print(json.dumps(effective, indent=2, sort_keys=True, default=repr))
     return 0
 
