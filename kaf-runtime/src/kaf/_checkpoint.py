@@ -49,12 +49,11 @@ _GONE = frozenset(
 class Pending:
     """The outputs of one input still in flight; called by librdkafka for each delivery."""
 
-    __slots__ = ("checkpoint", "offset", "remaining", "source")
+    __slots__ = ("checkpoint", "remaining", "source")
 
-    def __init__(self, checkpoint: Checkpoint, source: Any, offset: int, remaining: int) -> None:
+    def __init__(self, checkpoint: Checkpoint, source: Any, remaining: int) -> None:
         self.checkpoint = checkpoint
         self.source = source
-        self.offset = offset
         self.remaining = remaining
 
     def __call__(self, err: KafkaError | None, msg: Any) -> None:
@@ -67,10 +66,11 @@ class Pending:
 
 
 class _Partition:
-    __slots__ = ("committed", "next_offset", "pending")
+    # Offsets are read from the messages only when committing: processed() runs per message.
+    __slots__ = ("committed", "last", "pending")
 
     def __init__(self) -> None:
-        self.next_offset = -1
+        self.last: Any = None  # the last processed message
         self.committed = -1
         self.pending: deque[Pending] = deque()
 
@@ -78,7 +78,13 @@ class _Partition:
         pending = self.pending
         while pending and pending[0].remaining <= 0:
             pending.popleft()
-        return pending[0].offset if pending else self.next_offset
+        if pending:  # up to, not including, the first input with outputs in flight
+            first: int = pending[0].source.offset()
+            return first
+        if self.last is None:
+            return -1
+        last: int = self.last.offset()
+        return last + 1
 
 
 class Checkpoint:
@@ -102,8 +108,7 @@ class Checkpoint:
         partition = self.partitions.get(key)
         if partition is None:
             partition = self.partitions[key] = _Partition()
-        offset = msg.offset()
-        partition.next_offset = offset + 1
+        partition.last = msg
         if not outputs:
             return None
         queue = partition.pending
@@ -111,7 +116,7 @@ class Checkpoint:
         # and thousands of them alive until the next commit cost memory and garbage collection.
         while queue and queue[0].remaining <= 0:
             queue.popleft()
-        pending = Pending(self, msg, offset, outputs)
+        pending = Pending(self, msg, outputs)
         queue.append(pending)
         return pending
 

@@ -6,6 +6,7 @@ Config merge order: Kaf's defaults < the user's config < the keys Kaf must contr
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -61,10 +62,41 @@ class _ErrorLog:
             )
 
 
+_DIGITS = re.compile(r"\d+")
+
+
+class _Repeats(logging.Filter):
+    """Let each kind of librdkafka log line through at most once every ``every`` seconds.
+
+    While a broker is down librdkafka logs every reconnect attempt, up to twenty lines a second
+    (seen in tests/test_faults.py); the error callback already says what Kaf is waiting for.
+    Lines that differ only in their numbers (ports, milliseconds) are the same kind.
+    """
+
+    def __init__(self, every: float = 10.0) -> None:
+        super().__init__()
+        self.every = every
+        self.last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        kind = _DIGITS.sub("#", record.getMessage())
+        now = time.monotonic()
+        if now - self.last.get(kind, -self.every) < self.every:
+            return False
+        if len(self.last) > 1000:  # bounded, whatever librdkafka says
+            self.last.clear()
+        self.last[kind] = now
+        return True
+
+
+_librdkafka_logger = logging.getLogger("kaf.librdkafka")
+_librdkafka_logger.addFilter(_Repeats())
+
+
 def _common(config: Mapping[str, Any], role: str) -> dict[str, Any]:
     return {
         "error_cb": _ErrorLog(role, str(config.get("bootstrap.servers", "?"))),
-        "logger": logging.getLogger("kaf.librdkafka"),
+        "logger": _librdkafka_logger,
     }
 
 

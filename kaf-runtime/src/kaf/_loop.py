@@ -100,50 +100,68 @@ class Loop:
             app.consumer_config.get("bootstrap.servers"),
             app.producer_config.get("bootstrap.servers"),
         )
-        consume, handle, poll = self.consumer.consume, self.handle, self.producer.poll
+        consume, handle, poll = self.consumer.consume, self.handle_batch, self.producer.poll
         size, timeout = app.consumer_batch_size, app.consumer_timeout
         interval = app.commit_interval
-        next_commit = time.monotonic() + interval
+        next_commit, next_poll = time.monotonic() + interval, 0.0
         try:
             while not self.stop_event.is_set():
-                for msg in consume(size, timeout):
-                    if msg.error() is None:
-                        handle(msg)
-                    else:
-                        self.consumer_error(msg.error())
-                poll(0)
-                if self.retries:
-                    self.retry()
-                if time.monotonic() >= next_commit:
+                msgs = consume(size, timeout)
+                handle(msgs)
+                now = time.monotonic()
+                # Serve delivery reports every few milliseconds, not after every tiny batch:
+                # with consumer_batch_size=1 a poll per message cost 5% of the throughput.
+                if now >= next_poll or not msgs:
+                    poll(0)
+                    next_poll = now + 0.005
+                    if self.retries:
+                        self.retry()
+                if now >= next_commit:
                     self.checkpoint.commit()
                     next_commit = time.monotonic() + interval
         finally:
             self.shutdown()
 
     def handle(self, msg: Any) -> None:
+        """Handle one input message: decode, call the handler, produce its outputs."""
+        self.handle_batch((msg,))
+
+    def handle_batch(self, msgs: Any) -> None:
+        """Handle consumed messages in order; the hot path, so lookups are hoisted out of it."""
         hooks = self.hooks
-        if hooks["consume"]:
-            emit(hooks["consume"], msg)
-        processor = self.processors[msg.topic()]
-        started = time.perf_counter() if hooks["processed"] else 0.0
-        try:
-            outputs = processor.outputs(msg)
-        except Exception as exc:
-            self.handler_failed(msg, processor, exc)
-            return
-        if outputs:
-            pending = self.checkpoint.processed(msg, len(outputs))
-            topic = processor.publish_to
-            produce = self.producer.produce
-            for value, key, headers in outputs:
-                try:  # the fast path; self.produce waits and retries when this fails
-                    produce(topic, value, key, headers=headers, on_delivery=pending)
-                except (BufferError, KafkaException):
-                    self.produce(topic, value, key, headers, pending)  # type: ignore[arg-type]
-        else:
-            self.checkpoint.processed(msg, 0)
-        if hooks["processed"]:
-            emit(hooks["processed"], msg, time.perf_counter() - started)
+        on_consume, on_processed = hooks["consume"], hooks["processed"]
+        processors, processed = self.processors, self.checkpoint.processed
+        produce, perf_counter = self.producer.produce, time.perf_counter
+        for msg in msgs:
+            if msg.error() is not None:
+                self.consumer_error(msg.error())
+                continue
+            if on_consume:
+                emit(on_consume, msg)
+            processor = processors[msg.topic()]
+            started = perf_counter() if on_processed else 0.0
+            try:
+                outputs = processor.outputs(msg)
+            except Exception as exc:
+                self.handler_failed(msg, processor, exc)
+                continue
+            if outputs:
+                pending = processed(msg, len(outputs))
+                topic = processor.publish_to
+                for value, key, headers in outputs:
+                    # The fast path; self.produce waits and retries when this fails. Passing
+                    # headers=None costs ~0.3 µs in confluent-kafka: pass it only when set.
+                    try:
+                        if headers is None:
+                            produce(topic, value, key, on_delivery=pending)
+                        else:
+                            produce(topic, value, key, headers=headers, on_delivery=pending)
+                    except (BufferError, KafkaException):
+                        self.produce(topic, value, key, headers, pending)  # type: ignore[arg-type]
+            else:
+                processed(msg, 0)
+            if on_processed:
+                emit(on_processed, msg, perf_counter() - started)
 
     def produce(self, topic: str, value: Any, key: Any, headers: Any, pending: Any) -> None:
         """Hand one output to the producer, waiting while its queue is full."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import GeneratorType
 from typing import Any
 
 from kaf.message import Headers, Result
@@ -37,7 +38,7 @@ class Processor:
         produced = self.handler(self.decode(msg))
         if produced is None:
             return []
-        if isinstance(produced, (dict, str, bytes)):
+        if type(produced) is not GeneratorType and isinstance(produced, (dict, str, bytes)):
             raise TypeError(
                 f"handler {self.name} returned a {type(produced).__name__}; "
                 "yield (value, key) pairs, or return a list of them"
@@ -47,7 +48,8 @@ class Processor:
         for item in produced:
             # The common case first, with exact type checks: this runs once per output.
             if type(item) is tuple and len(item) == 2:
-                (value, key), headers = item, None
+                value, key = item
+                headers = None
             elif isinstance(item, Result):
                 value, key, headers = item
             else:
