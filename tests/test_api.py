@@ -27,6 +27,8 @@ def test_exported_members_are_sorted_and_public() -> None:
 
 
 def test_error_tree() -> None:
+    assert issubclass(kaf.DecodeError, KafError) and issubclass(kaf.DecodeError, ValueError)
+    assert issubclass(kaf.DeliveryError, KafError)
     assert issubclass(ConfigError, KafError) and issubclass(ConfigError, ValueError)
     assert issubclass(SetupError, KafError) and issubclass(SetupError, ValueError)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kaf.app import KafkaApp
 from kaf.config import config_from_env
-from kaf.errors import ConfigError, KafError, SetupError
+from kaf.errors import ConfigError, DecodeError, DeliveryError, KafError, SetupError
 from kaf.eventhubs import eventhubs_config
 from kaf.message import Result
 
@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError",
+    "DecodeError",
+    "DeliveryError",
     "KafError",
     "KafkaApp",
     "Result",

@@ -120,9 +120,6 @@ class Checkpoint:
         queue.append(pending)
         return pending
 
-    def in_flight(self) -> int:
-        return sum(p.remaining for part in self.partitions.values() for p in part.pending)
-
     def commit(self, only: Iterable[tuple[str, int]] | None = None) -> None:
         """Commit every partition (or ``only`` those) up to what has been fully delivered.
 

@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from kaf._checkpoint import FINAL_DELIVERY_ERRORS, Checkpoint, Pending
 from kaf._kafka import make_consumer, make_producer
-from kaf.errors import KafError
+from kaf.errors import DeliveryError, KafError
 
 if TYPE_CHECKING:
     from kaf._processor import Processor
@@ -31,10 +31,6 @@ logger = logging.getLogger("kaf")
 def where(msg: Any) -> str:
     """A message's coordinates, as ``topic[partition]@offset``."""
     return f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
-
-
-class DeliveryError(KafError):
-    """An output was refused for good (e.g. larger than the broker accepts); passed to on_error."""
 
 
 def emit(hooks: list[Callable[..., Any]], *args: Any) -> None:

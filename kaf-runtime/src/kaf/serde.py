@@ -12,14 +12,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from kaf.errors import SetupError
+from kaf.errors import DecodeError, SetupError
 
 Decoder = Callable[[Any], Any]
 Encoder = Callable[[Any], "bytes | None"]
-
-
-class DecodeError(ValueError):
-    """An input value cannot be decoded in the handler's ``accepts`` format."""
 
 
 _json_decode = json.JSONDecoder().decode  # what json.loads calls, minus its argument checks
