@@ -120,10 +120,12 @@ class Checkpoint:
         queue.append(pending)
         return pending
 
-    def commit(self, only: Iterable[tuple[str, int]] | None = None) -> None:
+    def commit(self, only: Iterable[tuple[str, int]] | None = None, *, wait: bool = True) -> None:
         """Commit every partition (or ``only`` those) up to what has been fully delivered.
 
-        Retries until the broker accepts it, unless the partitions stopped being ours.
+        With ``wait``, retries until the broker accepts it, unless the partitions stopped being
+        ours. Without (the periodic commit), it returns at once: the loop keeps polling while the
+        consumer's broker is away, and ``commit_result`` re-arms a commit that failed.
         """
         keys = self.partitions.keys() if only is None else [k for k in only if k in self.partitions]
         offsets = []
@@ -133,6 +135,11 @@ class Checkpoint:
             if offset > partition.committed:
                 offsets.append(TopicPartition(key[0], key[1], offset))
         if not offsets:
+            return
+        if not wait:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+            for tp in offsets:
+                self.partitions[(tp.topic, tp.partition)].committed = tp.offset
             return
         delay = 0.1
         while True:
@@ -158,6 +165,16 @@ class Checkpoint:
         logger.debug(
             "committed %s", ", ".join(f"{t.topic}[{t.partition}]@{t.offset}" for t in offsets)
         )
+
+    def commit_result(self, err: KafkaError | None, offsets: list[TopicPartition]) -> None:
+        """librdkafka's ``on_commit``: a failed commit is sent again at the next interval."""
+        for tp in offsets:
+            if err is None and tp.error is None:
+                continue
+            logger.warning("commit of %s[%d] failed: %s", tp.topic, tp.partition, tp.error or err)
+            partition = self.partitions.get((tp.topic, tp.partition))
+            if partition is not None and partition.committed <= tp.offset:
+                partition.committed = -1
 
     def forget(self, keys: Iterable[tuple[str, int]]) -> None:
         """Drop state for partitions that are no longer assigned."""

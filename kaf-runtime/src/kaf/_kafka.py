@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer
@@ -100,9 +100,9 @@ def _common(config: Mapping[str, Any], role: str) -> dict[str, Any]:
     }
 
 
-def make_consumer(name: str, config: Mapping[str, Any]) -> Any:
+def make_consumer(name: str, config: Mapping[str, Any], on_commit: Callable[..., None]) -> Any:
     settings = merge({**CONSUMER_DEFAULTS, "client.id": name}, config, CONSUMER_CONTROLLED)
-    return Consumer({**settings, **_common(settings, "consumer")})
+    return Consumer({**settings, **_common(settings, "consumer"), "on_commit": on_commit})
 
 
 def make_producer(name: str, config: Mapping[str, Any]) -> Any:

@@ -68,7 +68,11 @@ class Loop:
         self.retries: list[tuple[Pending, Any]] = []
         self.dead_letter_topic = app.dead_letter_topic
         # The clients are a seam: kaf.testing passes in-memory ones.
-        self.consumer = consumer or make_consumer(app.name, app.consumer_config)
+        self.consumer = consumer or make_consumer(
+            app.name,
+            app.consumer_config,
+            lambda err, offsets: self.checkpoint.commit_result(err, offsets),
+        )
         self.producer = producer or make_producer(app.name, app.producer_config)
         published = self.hooks["published"]
         self.checkpoint = Checkpoint(
@@ -113,7 +117,7 @@ class Loop:
                     if self.retries:
                         self.retry()
                 if now >= next_commit:
-                    self.checkpoint.commit()
+                    self.checkpoint.commit(wait=False)
                     next_commit = time.monotonic() + interval
         finally:
             self.shutdown()
