@@ -64,7 +64,7 @@ class Loop:
         self.app = app
         self.hooks = app.hooks
         self.processors: dict[str, Processor] = dict(app.processors)
-        self.stop_event = threading.Event()
+        self.stop_event = app.stop_requested
         self.retries: list[tuple[Pending, Any]] = []
         self.dead_letter_topic = app.dead_letter_topic
         # The clients are a seam: kaf.testing passes in-memory ones.

@@ -61,8 +61,7 @@ class KafkaApp:
         if consumer_config is not None:
             check_consumer(consumer_config, source="consumer_config")
         self._running = False
-        self._loop: Any = None
-        self._stop_requested = threading.Event()
+        self.stop_requested = threading.Event()  # set by stop(); the loop checks it per batch
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -192,22 +191,16 @@ class KafkaApp:
         _configure_logging()
         self._running = True
         try:
-            self._loop = Loop(self)
-            if self._stop_requested.is_set():
-                self._loop.stop_event.set()
+            loop = Loop(self)
             with stop_on_signals(self.stop):
-                self._loop.run()
+                loop.run()
         finally:
             self._running = False
-            self._loop = None
-            self._stop_requested.clear()
+            self.stop_requested.clear()
 
     def stop(self) -> None:
         """Ask a running app to stop, as SIGTERM does; safe from hooks and other threads."""
-        self._stop_requested.set()
-        loop = self._loop
-        if loop is not None:
-            loop.stop_event.set()
+        self.stop_requested.set()
 
     def __repr__(self) -> str:
         return f"<KafkaApp {self.name!r} topics={list(self.processors)}>"
