@@ -10,7 +10,7 @@ arrived, then the variant gets SIGTERM, must exit 0 and must have committed all 
 
 Reported per variant: msgs/s = N / (time of the last output - time of the first output), the
 median over runs; its ratio to the hand-written loop (the median of the per-round ratios); peak
-RSS of the variant's process (ru_maxrss from wait4); and the time from starting the process to
+RSS of the variant's process (VmHWM, read just before it is stopped); and the time from starting the process to
 its first output (interpreter start, imports, joining the group, first fetch); CPU time of the
 variant's process per message. The table is printed and written to ``--output``.
 
@@ -161,6 +161,16 @@ def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, Any]:
         time.sleep(0.05)
 
 
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM of a running process. Not ru_maxrss: a child started with vfork, as subprocess
+    does, reports at least its parent's peak there, which is this script's."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return 0.0
+
+
 def run_once(bench: Bench, variant: str) -> Run:
     result = Run(variant)
     out_servers = bench.other_servers if variant == "kaf-2brokers" else bench.servers
@@ -192,9 +202,9 @@ def run_once(bench: Bench, variant: str) -> Run:
                 )
         finally:
             if proc.poll() is None:
+                result.rss_mb = peak_rss_mb(proc.pid)
                 proc.send_signal(signal.SIGTERM)
             result.exit_code, usage = wait_exit(proc, 60)
-            result.rss_mb = usage.ru_maxrss / 1024  # KiB on Linux
             cpu = usage.ru_utime + usage.ru_stime
             result.cpu_us = cpu / max(result.outputs, 1) * 1e6
     finally:
@@ -276,8 +286,8 @@ def report(bench: Bench, variants: list[str], skipped: list[str], argv: list[str
         "",
         "msgs/s = N / (last output - first output) as seen by a reader of the output topic; "
         "ratio = median of the per-round ratios to (a); CPU/msg = user + system time of the "
-        "variant's process (all its threads, start-up included) / N; peak RSS = ru_maxrss of "
-        "the variant's process; first output = from starting the process (includes joining "
+        "variant's process (all its threads, start-up included) / N; peak RSS = VmHWM of "
+        "the variant's process, read before stopping it; first output = from starting the process (includes joining "
         "the consumer group, about 3 s on Tansu).",
     ]
     if skipped:

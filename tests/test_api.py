@@ -303,3 +303,21 @@ def test_undecodable_input_is_an_error_not_a_crash(accepts: str, raw: Any, reaso
 def test_unknown_topic_in_the_harness() -> None:
     with pytest.raises(SetupError, match="no handler for topic 'nope'"):
         TestRunner(make_app()).send("nope", 1)
+
+
+def test_a_refused_output_is_traced_by_topic_value_and_key_each_output_once() -> None:
+    """The delivery report of a refused output names no input: the batch finds it by content.
+    (tests/test_run.py shows the same against the broker; this pins the order-dependent part.)"""
+    from confluent_kafka import Message
+
+    from kaf._checkpoint import Batch
+
+    first, second, third = (Message(topic="in", partition=0, offset=i) for i in range(3))
+    batch = Batch(None)  # type: ignore[arg-type]  # no deliveries here
+    batch.add(first, "good", b"v", b"k")
+    batch.add(second, "bad", b"v", b"k")
+    batch.add(third, "bad", b"v", b"k")
+    assert batch.source_of("bad", b"v", b"k") is second
+    assert batch.source_of("bad", b"v", b"k") is third
+    with pytest.raises(LookupError):
+        batch.source_of("bad", b"v", b"k")

@@ -183,6 +183,42 @@ def test_an_output_over_the_size_limit_is_refused_and_dead_lettered(broker: Embe
     assert len(errors) == 1 and "refused" in errors[0]
 
 
+def test_an_output_refused_on_delivery_is_traced_back_to_its_input(
+    broker: EmbeddedBroker, broker2: EmbeddedBroker
+) -> None:
+    """The broker refuses a topic name only when the output arrives (TOPIC_EXCEPTION), long after
+    its input was handled: each refusal still reaches on_error and the dead-letter topic with the
+    input that yielded it, even though another handler yielded the very same value and key."""
+    good, bad, sink, dlq = unique("in"), unique("in"), unique("out"), unique("dlq")
+    create_topics(broker.bootstrap_servers, good, bad, partitions=1)
+    create_topics(broker2.bootstrap_servers, sink, dlq, partitions=1)
+    values = [{"n": i} for i in range(20)]
+    produce(broker.bootstrap_servers, good, values)
+    produce(broker.bootstrap_servers, bad, values)
+    app, group = app_for(broker.bootstrap_servers, broker2.bootstrap_servers, dead_letter_topic=dlq)
+    errors: list[tuple[str, int, str]] = []
+    app.on_error(lambda m, e: errors.append((m.topic(), m.offset(), type(e).__name__)))
+
+    def echo(value: dict[str, int]) -> Any:
+        yield value, str(value["n"])
+
+    app.process(topic=good, publish_to=sink)(echo)
+    app.process(topic=bad, publish_to="not a topic!")(echo)
+    with running(app):
+        wait_for(
+            lambda: (
+                committed(broker.bootstrap_servers, group, good) == {0: 20}
+                and committed(broker.bootstrap_servers, group, bad) == {0: 20}
+            )
+        )
+    assert sorted(errors) == [(bad, i, "DeliveryError") for i in range(20)]
+    dead = read_all(broker2.bootstrap_servers, dlq, expect=20)
+    assert sorted(
+        (dict(m.headers())["kaf.source"].decode(), json.loads(m.value())["n"]) for m in dead
+    ) == sorted((f"{bad}[0]@{i}", i) for i in range(20))
+    assert len(read_all(broker2.bootstrap_servers, sink, expect=20)) == 20
+
+
 def test_an_unreachable_broker_at_start_is_waited_for(caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
     servers = f"127.0.0.1:{port}"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException
 
-from kaf._checkpoint import FINAL_DELIVERY_ERRORS, Checkpoint, Pending
+from kaf._checkpoint import FINAL_DELIVERY_ERRORS, Batch, Checkpoint
 from kaf._kafka import make_consumer, make_producer
 from kaf.errors import DeliveryError, KafError
 
@@ -65,7 +65,7 @@ class Loop:
         self.hooks = app.hooks
         self.processors: dict[str, Processor] = dict(app.processors)
         self.stop_event = app.stop_requested
-        self.retries: list[tuple[Pending, Any]] = []
+        self.retries: list[tuple[Batch, Any]] = []
         self.dead_letter_topic = app.dead_letter_topic
         # The clients are a seam: kaf.testing passes in-memory ones.
         self.consumer = consumer or make_consumer(
@@ -114,6 +114,7 @@ class Loop:
                 if now >= next_poll or not msgs:
                     poll(0)
                     next_poll = now + 0.005
+                    self.checkpoint.seal()
                     if self.retries:
                         self.retry()
                 if now >= next_commit:
@@ -130,45 +131,62 @@ class Loop:
         """Handle consumed messages in order; the hot path, so lookups are hoisted out of it."""
         hooks = self.hooks
         on_consume, on_processed = hooks["consume"], hooks["processed"]
-        processors, processed = self.processors, self.checkpoint.processed
-        produce, perf_counter = self.producer.produce, time.perf_counter
+        processors, perf_counter = self.processors, time.perf_counter
+        batch = self.checkpoint.current
+        last, delivered = batch.last, batch.delivered
+        # Batch.add, inlined: this runs once per output.
+        owners, topics = batch.owners.append, batch.topics.append
+        values, keys = batch.values.append, batch.keys.append
+        produce = self.producer.produce
         for msg in msgs:
             if msg.error() is not None:
                 self.consumer_error(msg.error())
                 continue
             if on_consume:
                 emit(on_consume, msg)
-            processor = processors[msg.topic()]
+            topic = msg.topic()
+            processor = processors[topic]
             started = perf_counter() if on_processed else 0.0
             try:
                 outputs = processor.outputs(msg)
             except Exception as exc:
-                self.handler_failed(msg, processor, exc)
+                self.handler_failed(msg, processor, exc, batch)
+                last[(topic, msg.partition())] = msg
                 continue
             if outputs:
-                pending = processed(msg, len(outputs))
-                topic = processor.publish_to
+                sink: str = processor.publish_to  # type: ignore[assignment]  # outputs() checked it
+                batch.remaining += len(outputs)
                 for value, key, headers in outputs:
+                    owners(msg)
+                    topics(sink)
+                    values(value)
+                    keys(key)
                     # The fast path; self.produce waits and retries when this fails. Passing
                     # headers=None costs ~0.3 µs in confluent-kafka: pass it only when set.
                     try:
                         if headers is None:
-                            produce(topic, value, key, on_delivery=pending)
+                            produce(sink, value, key, on_delivery=delivered)
                         else:
-                            produce(topic, value, key, headers=headers, on_delivery=pending)
+                            produce(sink, value, key, headers=headers, on_delivery=delivered)
                     except (BufferError, KafkaException):
-                        self.produce(topic, value, key, headers, pending)  # type: ignore[arg-type]
-            else:
-                processed(msg, 0)
+                        self.produce(sink, value, key, headers, batch, msg)
+            last[(topic, msg.partition())] = msg
             if on_processed:
                 emit(on_processed, msg, perf_counter() - started)
 
-    def produce(self, topic: str, value: Any, key: Any, headers: Any, pending: Any) -> None:
-        """Hand one output to the producer, waiting while its queue is full."""
+    def produce(
+        self, topic: str, value: Any, key: Any, headers: Any, batch: Batch, source: Any
+    ) -> None:
+        """Hand one output of ``source`` (None: look it up if needed) to the producer.
+
+        Waits while the producer's queue is full and retries until the producer takes it.
+        """
         delay = 0.1
         while True:
             try:
-                self.producer.produce(topic, value, key, headers=headers, on_delivery=pending)
+                self.producer.produce(
+                    topic, value, key, headers=headers, on_delivery=batch.delivered
+                )
                 return
             except BufferError:
                 if self.queue_full_log():
@@ -177,7 +195,9 @@ class Loop:
             except KafkaException as exc:
                 err = exc.args[0]
                 if err.code() in FINAL_DELIVERY_ERRORS:
-                    self.refused(pending, err, topic)
+                    if source is None:  # a retried output
+                        source = batch.source_of(topic, value, key)
+                    self.refused(batch, err, topic, source)
                     return
                 logger.warning("producing to %s failed (%s); retrying in %.1fs", topic, err, delay)
                 self.producer.poll(delay)
@@ -185,7 +205,7 @@ class Loop:
 
     # -- failures ---------------------------------------------------------------------------
 
-    def handler_failed(self, msg: Any, processor: Processor, exc: Exception) -> None:
+    def handler_failed(self, msg: Any, processor: Processor, exc: Exception, batch: Batch) -> None:
         logger.error(
             "%s failed on %s; the message counts as processed",
             processor.name,
@@ -193,26 +213,25 @@ class Loop:
             exc_info=exc,
         )
         emit(self.hooks["error"], msg, exc)
-        pending = self.checkpoint.processed(msg, 1 if self.dead_letter_topic else 0)
-        if pending is not None:
-            self.dead_letter(msg, exc, pending)
+        if self.dead_letter_topic:
+            self.dead_letter(msg, exc, batch)
 
-    def delivery_failed(self, pending: Pending, err: KafkaError, out: Any) -> None:
+    def delivery_failed(self, batch: Batch, err: KafkaError, out: Any) -> None:
         """Delivery callback for a failed output: retry it, or give it up if it can never succeed."""
+        topic = out.topic()
         if err.code() in FINAL_DELIVERY_ERRORS:
-            self.refused(pending, err, out.topic())
+            self.refused(batch, err, topic, batch.source_of(topic, out.value(), out.key()))
             return
         if self.retry_log():
-            logger.warning("delivery to %s failed (%s); producing it again", out.topic(), err.str())
-        self.retries.append((pending, out))
+            logger.warning("delivery to %s failed (%s); producing it again", topic, err.str())
+        self.retries.append((batch, out))
 
     def retry(self) -> None:
         retries, self.retries = self.retries, []
-        for pending, out in retries:
-            self.produce(out.topic(), out.value(), out.key(), out.headers(), pending)
+        for batch, out in retries:
+            self.produce(out.topic(), out.value(), out.key(), out.headers(), batch, None)
 
-    def refused(self, pending: Pending, err: KafkaError, topic: str) -> None:
-        source = pending.source
+    def refused(self, batch: Batch, err: KafkaError, topic: str, source: Any) -> None:
         if topic == self.dead_letter_topic:
             logger.error(
                 "dead-lettering %s to %s failed for good: %s", where(source), topic, err.str()
@@ -222,18 +241,20 @@ class Loop:
             logger.error("%s; the message counts as processed", exc)
             emit(self.hooks["error"], source, exc)
             if self.dead_letter_topic:
-                pending.remaining += 1
-                self.dead_letter(source, exc, pending)
-        pending.remaining -= 1
+                self.dead_letter(source, exc, batch)
+        batch.remaining -= 1
 
-    def dead_letter(self, msg: Any, exc: BaseException, pending: Pending) -> None:
+    def dead_letter(self, msg: Any, exc: BaseException, batch: Batch) -> None:
+        topic: str = self.dead_letter_topic  # type: ignore[assignment]
         headers = [
             ("kaf.error.type", type(exc).__name__),
             ("kaf.error.message", str(exc)[:1000]),
             ("kaf.source", where(msg)),
             *(msg.headers() or ()),
         ]
-        self.produce(self.dead_letter_topic, msg.value(), msg.key(), headers, pending)  # type: ignore[arg-type]
+        value, key = msg.value(), msg.key()
+        batch.add(msg, topic, value, key)
+        self.produce(topic, value, key, headers, batch, msg)
 
     def consumer_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
@@ -249,6 +270,7 @@ class Loop:
 
     def revoked(self, consumer: Any, partitions: list[Any]) -> None:
         keys = [(p.topic, p.partition) for p in partitions]
+        self.checkpoint.seal()
         self.drain()
         self.checkpoint.commit(only=keys)
         self.checkpoint.forget(keys)
@@ -274,6 +296,7 @@ class Loop:
     def shutdown(self) -> None:
         logger.info("%s: stopping; delivering outstanding outputs and committing", self.app.name)
         try:
+            self.checkpoint.seal()
             self.drain()
             self.checkpoint.commit()
         finally:
