@@ -55,6 +55,7 @@ PARTITIONS = 4
 VARIANTS = {  # name: (what it is, package that must be importable)
     "confluent": ("(a) hand-written confluent-kafka loop, batch 500, tracked commits", None),
     "confluent-json": ("(a') the same loop with plain json.loads / json.dumps", None),
+    "confluent-batch": ("(a'') the same loop, each batch's outputs in one produce_batch()", None),
     "kaf": ("(b) Kaf, README handler, default consumer_batch_size=500", None),
     "kaf-batch1": ("(b') Kaf, README handler, consumer_batch_size=1", None),
     "kaf-2brokers": ("(c) Kaf, consumer and producer on two brokers", None),

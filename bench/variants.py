@@ -70,6 +70,7 @@ def confluent(
     group: str,
     *,
     plain_json: bool = False,
+    batch_produce: bool = False,
 ) -> None:
     import time
 
@@ -110,14 +111,33 @@ def confluent(
             offsets: dict[tuple[str, int], int] = {}
             batch = _Batch(offsets, 0)
             delivered = batch.delivered
-            for msg in msgs:
-                if msg.error() is not None:
-                    continue
-                value = loads(msg.value().decode())
-                value["number"] += 1
-                produce(sink, dumps(value).encode(), msg.key(), on_delivery=delivered)
-                batch.remaining += 1
-                offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
+            if batch_produce:
+                outputs: list[dict[str, Any]] = []
+                for msg in msgs:
+                    if msg.error() is not None:
+                        continue
+                    value = loads(msg.value().decode())
+                    value["number"] += 1
+                    outputs.append({"value": dumps(value).encode(), "key": msg.key()})
+                    batch.remaining += 1
+                    offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
+                if producer.produce_batch(sink, outputs, on_delivery=delivered) < len(outputs):
+                    for output in outputs:  # what did not fit in the queue, one by one
+                        while "_error" in output:
+                            try:
+                                produce(sink, output["value"], output["key"], on_delivery=delivered)
+                                del output["_error"]
+                            except BufferError:
+                                producer.poll(0.1)
+            else:
+                for msg in msgs:
+                    if msg.error() is not None:
+                        continue
+                    value = loads(msg.value().decode())
+                    value["number"] += 1
+                    produce(sink, dumps(value).encode(), msg.key(), on_delivery=delivered)
+                    batch.remaining += 1
+                    offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
             in_flight.append(batch)
         producer.poll(0)
         if time.monotonic() >= next_commit:
@@ -130,6 +150,10 @@ def confluent(
 
 def confluent_plain_json(*args: str) -> None:
     confluent(*args, plain_json=True)
+
+
+def confluent_produce_batch(*args: str) -> None:
+    confluent(*args, batch_produce=True)
 
 
 # -- (b), (b'), (c) Kaf, the original README's handler style -----------------------------------
@@ -235,6 +259,7 @@ def faststream(in_servers: str, out_servers: str, source: str, sink: str, group:
 VARIANTS = {
     "confluent": confluent,
     "confluent-json": confluent_plain_json,
+    "confluent-batch": confluent_produce_batch,
     "kaf": kaf,
     "kaf-batch1": kaf_batch1,
     "kaf-2brokers": kaf,

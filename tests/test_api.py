@@ -314,9 +314,9 @@ def test_a_refused_output_is_traced_by_topic_value_and_key_each_output_once() ->
 
     first, second, third = (Message(topic="in", partition=0, offset=i) for i in range(3))
     batch = Batch(None)  # type: ignore[arg-type]  # no deliveries here
-    batch.add(first, "good", b"v", b"k")
-    batch.add(second, "bad", b"v", b"k")
-    batch.add(third, "bad", b"v", b"k")
+    same = {"value": b"v", "key": b"k"}
+    batch.record("good", [dict(same)], [first])
+    batch.record("bad", [dict(same), dict(same)], [second, third])
     assert batch.source_of("bad", b"v", b"k") is second
     assert batch.source_of("bad", b"v", b"k") is third
     with pytest.raises(LookupError):

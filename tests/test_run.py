@@ -219,6 +219,31 @@ def test_an_output_refused_on_delivery_is_traced_back_to_its_input(
     assert len(read_all(broker2.bootstrap_servers, sink, expect=20)) == 20
 
 
+@pytest.mark.parametrize("batch_size", [1, 500])
+def test_outputs_the_client_refuses_are_dead_lettered_one_at_a_time_or_in_a_run(
+    broker: EmbeddedBroker, batch_size: int
+) -> None:
+    """librdkafka refuses a topic name over 512 characters in produce() and in produce_batch()
+    alike (_INVALID_ARG): every input is dead-lettered, whichever way its output went."""
+    source, dlq = unique("in"), unique("dlq")
+    create_topics(broker.bootstrap_servers, source, dlq, partitions=1)
+    produce(broker.bootstrap_servers, source, list(range(5)))
+    app, group = app_for(
+        broker.bootstrap_servers,
+        broker.bootstrap_servers,
+        dead_letter_topic=dlq,
+        consumer_batch_size=batch_size,
+    )
+    errors: list[str] = []
+    app.on_error(lambda m, e: errors.append(type(e).__name__))
+    app.process(topic=source, publish_to="x" * 600)(lambda n: [(n, None)])
+    with running(app):
+        wait_for(lambda: committed(broker.bootstrap_servers, group, source) == {0: 5})
+    assert errors == ["DeliveryError"] * 5
+    dead = read_all(broker.bootstrap_servers, dlq, expect=5)
+    assert sorted(json.loads(m.value()) for m in dead) == list(range(5))
+
+
 def test_an_unreachable_broker_at_start_is_waited_for(caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
     servers = f"127.0.0.1:{port}"

@@ -22,7 +22,7 @@ from kaf._kafka import make_consumer, make_producer
 from kaf.errors import DeliveryError, KafError
 
 if TYPE_CHECKING:
-    from kaf._processor import Processor
+    from kaf._processor import Output, Processor
     from kaf.app import KafkaApp
 
 logger = logging.getLogger("kaf")
@@ -60,6 +60,10 @@ class _Every:
 class Loop:
     """One run of an app: its two clients, the checkpoint and the stop flag."""
 
+    # The producer's queue.buffering.max.messages (librdkafka's default unless configured).
+    # len(producer) counts what this limit counts, and more.
+    queue_limit = 100_000
+
     def __init__(self, app: KafkaApp, *, consumer: Any = None, producer: Any = None) -> None:
         self.app = app
         self.hooks = app.hooks
@@ -68,12 +72,19 @@ class Loop:
         self.retries: list[tuple[Batch, Any]] = []
         self.dead_letter_topic = app.dead_letter_topic
         # The clients are a seam: kaf.testing passes in-memory ones.
-        self.consumer = consumer or make_consumer(
-            app.name,
-            app.consumer_config,
-            lambda err, offsets: self.checkpoint.commit_result(err, offsets),
-        )
-        self.producer = producer or make_producer(app.name, app.producer_config)
+        if consumer is None:
+            consumer = make_consumer(
+                app.name,
+                app.consumer_config,
+                lambda err, offsets: self.checkpoint.commit_result(err, offsets),
+            )
+        self.consumer = consumer
+        if producer is None:  # not `producer or`: a producer has a length, falsy when idle
+            producer = make_producer(app.name, app.producer_config)
+            self.queue_limit = int(
+                app.producer_config.get("queue.buffering.max.messages", self.queue_limit)
+            )
+        self.producer = producer
         published = self.hooks["published"]
         self.checkpoint = Checkpoint(
             self.consumer,
@@ -128,16 +139,19 @@ class Loop:
         self.handle_batch((msg,))
 
     def handle_batch(self, msgs: Any) -> None:
-        """Handle consumed messages in order; the hot path, so lookups are hoisted out of it."""
+        """Handle consumed messages in order; the hot path, so lookups are hoisted out of it.
+
+        Outputs are collected in runs to one topic, and each run is handed to the producer in
+        one call (``send``) once the run ends: at the end of ``msgs`` or at a change of topic.
+        """
         hooks = self.hooks
         on_consume, on_processed = hooks["consume"], hooks["processed"]
         processors, perf_counter = self.processors, time.perf_counter
         batch = self.checkpoint.current
-        last, delivered = batch.last, batch.delivered
-        # Batch.add, inlined: this runs once per output.
-        owners, topics = batch.owners.append, batch.topics.append
-        values, keys = batch.values.append, batch.keys.append
-        produce = self.producer.produce
+        last = batch.last
+        run: list[Output] = []
+        owners: list[Any] = []  # owners[i] is the input that yielded run[i]
+        to = ""  # the topic of the run
         for msg in msgs:
             if msg.error() is not None:
                 self.consumer_error(msg.error())
@@ -148,31 +162,60 @@ class Loop:
             processor = processors[topic]
             started = perf_counter() if on_processed else 0.0
             try:
-                outputs = processor.outputs(msg)
+                outputs, headed = processor.outputs(msg)
             except Exception as exc:
                 self.handler_failed(msg, processor, exc, batch)
                 last[(topic, msg.partition())] = msg
                 continue
             if outputs:
                 sink: str = processor.publish_to  # type: ignore[assignment]  # outputs() checked it
-                batch.remaining += len(outputs)
-                for value, key, headers in outputs:
-                    owners(msg)
-                    topics(sink)
-                    values(value)
-                    keys(key)
-                    # The fast path; self.produce waits and retries when this fails. Passing
-                    # headers=None costs ~0.3 µs in confluent-kafka: pass it only when set.
-                    try:
-                        if headers is None:
-                            produce(sink, value, key, on_delivery=delivered)
-                        else:
-                            produce(sink, value, key, headers=headers, on_delivery=delivered)
-                    except (BufferError, KafkaException):
-                        self.produce(sink, value, key, headers, batch, msg)
+                if sink != to or headed:
+                    if run:
+                        self.send(to, run, owners, batch)
+                        run, owners = [], []
+                    to = sink
+                if headed:  # produce_batch would drop the headers
+                    batch.record(sink, outputs, [msg] * len(outputs))
+                    for out in outputs:
+                        self.produce(sink, out["value"], out["key"], out.get("headers"), batch, msg)
+                else:
+                    run += outputs
+                    owners.append(msg)  # cheaper than += [msg] * 1, the common case
+                    if len(outputs) > 1:
+                        owners += [msg] * (len(outputs) - 1)
             last[(topic, msg.partition())] = msg
             if on_processed:
                 emit(on_processed, msg, perf_counter() - started)
+        if run:
+            self.send(to, run, owners, batch)
+
+    def send(self, topic: str, outputs: list[Output], owners: list[Any], batch: Batch) -> None:
+        """Hand a run of outputs to ``topic`` to the producer, in order.
+
+        ``produce_batch`` costs about 0.4 µs less per output than ``produce`` (the hand-written
+        loop's call), but more for a single one. What it cannot take (no room in the producer's
+        queue, an error) goes one by one through ``produce``, which waits and retries.
+        """
+        batch.record(topic, outputs, owners)
+        taken = 0
+        if len(outputs) == 1:  # consumer_batch_size=1, or a quiet topic
+            out = outputs[0]
+            try:
+                self.producer.produce(topic, out["value"], out["key"], on_delivery=batch.delivered)
+                return
+            except (BufferError, KafkaException):
+                pass  # produce() below waits or gives up, and says why
+        # Checking for room first keeps the order: produce_batch queues what fits and goes on.
+        elif len(self.producer) + len(outputs) <= self.queue_limit:
+            try:
+                taken = self.producer.produce_batch(topic, outputs, on_delivery=batch.delivered)
+            except KafkaException:  # raised before anything is queued (e.g. a bad topic name)
+                taken = 0
+            if taken == len(outputs):
+                return
+        for out, owner in zip(outputs, owners, strict=True):
+            if not taken or out.pop("_error", None) is not None:  # not queued
+                self.produce(topic, out["value"], out["key"], None, batch, owner)
 
     def produce(
         self, topic: str, value: Any, key: Any, headers: Any, batch: Batch, source: Any
@@ -253,7 +296,7 @@ class Loop:
             *(msg.headers() or ()),
         ]
         value, key = msg.value(), msg.key()
-        batch.add(msg, topic, value, key)
+        batch.record(topic, [{"value": value, "key": key}], [msg])
         self.produce(topic, value, key, headers, batch, msg)
 
     def consumer_error(self, err: KafkaError) -> None:

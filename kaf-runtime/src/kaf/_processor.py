@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from types import GeneratorType
 from typing import Any
 
-from kaf.message import Headers, Result
+from kaf.message import Result
 from kaf.serde import Decoder, Encoder, encode_key
 
-Output = tuple["bytes | None", "bytes | None", "Headers | None"]
+# One output, as confluent-kafka's produce_batch takes it: {"value": ..., "key": ...}, and
+# "headers" when set (which produce_batch would drop: those go through produce()).
+Output = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -29,15 +31,15 @@ class Processor:
     def name(self) -> str:
         return getattr(self.handler, "__qualname__", repr(self.handler))
 
-    def outputs(self, msg: Any) -> list[Output]:
-        """Return the encoded ``(value, key, headers)`` outputs for one input message.
+    def outputs(self, msg: Any) -> tuple[list[Output], bool]:
+        """Return the encoded outputs for one input message, and whether any has headers.
 
         All of them or none: anything raised while decoding, running the handler or encoding
         any output propagates, and the outputs yielded before it are dropped.
         """
         produced = self.handler(self.decode(msg))
         if produced is None:
-            return []
+            return [], False
         if type(produced) is not GeneratorType and isinstance(produced, (dict, str, bytes)):
             raise TypeError(
                 f"handler {self.name} returned a {type(produced).__name__}; "
@@ -45,6 +47,7 @@ class Processor:
             )
         encode = self.encode
         outputs: list[Output] = []
+        headed = False
         for item in produced:
             # The common case first, with exact type checks: this runs once per output.
             if type(item) is tuple and len(item) == 2:
@@ -58,7 +61,11 @@ class Processor:
                 key = key.encode()
             elif key is not None and type(key) is not bytes:
                 key = encode_key(key)
-            outputs.append((encode(value), key, headers))
+            if headers is None:
+                outputs.append({"value": encode(value), "key": key})
+            else:
+                outputs.append({"value": encode(value), "key": key, "headers": headers})
+                headed = True
         if outputs and self.publish_to is None:
             raise TypeError(f"handler {self.name} yielded outputs but has no publish_to topic")
-        return outputs
+        return outputs, headed

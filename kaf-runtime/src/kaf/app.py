@@ -152,7 +152,9 @@ class KafkaApp:
         return self._hook("consume", hook)
 
     def on_processed(self, hook: F) -> F:
-        """Call ``hook(msg, seconds_elapsed)`` after a handler succeeded and its outputs were queued.
+        """Call ``hook(msg, seconds_elapsed)`` after a handler succeeded and its outputs are encoded.
+
+        The outputs go to the producer right after, with those of the rest of the consumed batch.
 
         ::
 

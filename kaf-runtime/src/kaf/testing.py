@@ -59,6 +59,15 @@ class _MemoryProducer:
                       headers=_header_list(headers))  # fmt: skip
         self.queued.append((msg, on_delivery))
 
+    def produce_batch(self, topic: str, messages: list[dict[str, Any]], *,
+                      on_delivery: Any = None) -> int:  # fmt: skip
+        for message in messages:  # as confluent-kafka does, without headers
+            self.produce(topic, message.get("value"), message.get("key"), on_delivery=on_delivery)
+        return len(messages)
+
+    def __len__(self) -> int:
+        return len(self.queued)
+
     def poll(self, timeout: float = 0) -> int:
         queued, self.queued = self.queued, []
         for msg, on_delivery in queued:
