@@ -333,6 +333,25 @@ def test_sigterm_stops_cleanly_and_a_restart_resumes(
     assert committed(broker.bootstrap_servers, group, source) == end_offsets(inputs)
 
 
+@pytest.mark.parametrize("queue_limit", [100_000, 7])
+def test_outputs_keep_the_order_of_their_inputs(broker: EmbeddedBroker, queue_limit: int) -> None:
+    """Runs go out in one produce_batch call each; with a queue too small for a run they go one
+    at a time, waiting for room. Either way a partition's outputs keep the inputs' order."""
+    source, sink = unique("in"), unique("out")
+    create_topics(broker.bootstrap_servers, source, sink, partitions=1)
+    produce(broker.bootstrap_servers, source, list(range(300)))
+    app, group = app_for(
+        broker.bootstrap_servers,
+        broker.bootstrap_servers,
+        producer={"queue.buffering.max.messages": queue_limit},
+    )
+    app.process(topic=source, publish_to=sink)(lambda n: [(n, None), (-n, None)])
+    with running(app):
+        wait_for(lambda: committed(broker.bootstrap_servers, group, source) == {0: 300})
+    outputs = [json.loads(m.value()) for m in read_all(broker.bootstrap_servers, sink, expect=600)]
+    assert outputs == [x for n in range(300) for x in (n, -n)]
+
+
 def test_a_full_producer_queue_is_waited_out(
     broker: EmbeddedBroker, caplog: pytest.LogCaptureFixture
 ) -> None:
