@@ -40,20 +40,34 @@ def merge(
     return {**defaults, **user, **controlled}
 
 
+class Throttle:
+    """True at most once per ``seconds`` for each key: keeps repeated waiting messages readable."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.last: dict[Any, float] = {}
+
+    def __call__(self, key: Any = None) -> bool:
+        now = time.monotonic()
+        if now - self.last.get(key, -self.seconds) < self.seconds:
+            return False
+        if len(self.last) > 1000:  # bounded, whatever the keys
+            self.last.clear()
+        self.last[key] = now
+        return True
+
+
 class _ErrorLog:
     """librdkafka's error callback: say what we wait for, at most every few seconds per error."""
 
     def __init__(self, role: str, servers: str, every: float = 10.0) -> None:
         self.role = role
         self.servers = servers
-        self.every = every
-        self.last: dict[int, float] = {}
+        self.due = Throttle(every)
 
     def __call__(self, err: KafkaError) -> None:
-        now = time.monotonic()
-        if now - self.last.get(err.code(), -self.every) < self.every:
+        if not self.due(err.code()):
             return
-        self.last[err.code()] = now
         if err.fatal():
             logger.error("%s client fatal error: %s", self.role, err.str())
         else:
@@ -75,18 +89,10 @@ class _Repeats(logging.Filter):
 
     def __init__(self, every: float = 10.0) -> None:
         super().__init__()
-        self.every = every
-        self.last: dict[str, float] = {}
+        self.due = Throttle(every)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        kind = _DIGITS.sub("#", record.getMessage())
-        now = time.monotonic()
-        if now - self.last.get(kind, -self.every) < self.every:
-            return False
-        if len(self.last) > 1000:  # bounded, whatever librdkafka says
-            self.last.clear()
-        self.last[kind] = now
-        return True
+        return self.due(_DIGITS.sub("#", record.getMessage()))
 
 
 _librdkafka_logger = logging.getLogger("kaf.librdkafka")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from confluent_kafka import KafkaError, KafkaException
 
 from kaf._checkpoint import FINAL_DELIVERY_ERRORS, Batch, Checkpoint
-from kaf._kafka import make_consumer, make_producer
+from kaf._kafka import Throttle, make_consumer, make_producer
 from kaf.errors import DeliveryError, KafError
 
 if TYPE_CHECKING:
@@ -40,21 +40,6 @@ def emit(hooks: list[Callable[..., Any]], *args: Any) -> None:
             hook(*args)
         except Exception:
             logger.exception("hook %s failed", getattr(hook, "__qualname__", hook))
-
-
-class _Every:
-    """True at most once per ``seconds``: keeps repeated waiting messages readable."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.last = -seconds
-
-    def __call__(self) -> bool:
-        now = time.monotonic()
-        if now - self.last < self.seconds:
-            return False
-        self.last = now
-        return True
 
 
 class Loop:
@@ -91,8 +76,8 @@ class Loop:
             on_published=(lambda msg: emit(published, msg)) if published else None,
             on_failed=self.delivery_failed,
         )
-        self.queue_full_log = _Every(5.0)
-        self.retry_log = _Every(5.0)
+        self.queue_full_log = Throttle(5.0)
+        self.retry_log = Throttle(5.0)
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -325,7 +310,7 @@ class Loop:
 
     def drain(self) -> None:
         """Block until every output in flight is delivered (or given up for good)."""
-        waiting = _Every(5.0)
+        waiting = Throttle(5.0)
         while True:
             left = self.producer.flush(1.0)
             if self.retries:
