@@ -85,19 +85,6 @@ def make_certs(directory: Path, *, names: str = "DNS:localhost,IP:127.0.0.1") ->
     )
 
 
-class AdvertisingBroker(EmbeddedBroker):
-    """An embedded broker that tells clients to connect to ``advertised`` (the front door)."""
-
-    def __init__(self, advertised: str) -> None:
-        super().__init__()
-        self.advertised = advertised
-
-    def command(self) -> list[str]:
-        command = super().command()
-        command[command.index("--advertised-listener-url") + 1] = f"tcp://{self.advertised}"
-        return command
-
-
 def _string(data: bytes, at: int) -> tuple[str | None, int]:
     (size,) = struct.unpack_from(">h", data, at)
     if size < 0:
@@ -284,7 +271,7 @@ def broker_behind_door(certs: Certs, **options: Any) -> Iterator[FrontDoor]:
     The door stops first: Tansu waits for open connections before it exits.
     """
     door = FrontDoor(None, certs, **options).start()
-    broker = AdvertisingBroker(door.bootstrap_servers)
+    broker = EmbeddedBroker(advertised=door.bootstrap_servers)
     try:
         broker.start()
         door.upstream = broker.bootstrap_servers

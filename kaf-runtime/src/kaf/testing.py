@@ -186,9 +186,10 @@ def _wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], timeo
 class EmbeddedBroker:
     """A Tansu process: an in-memory, Kafka-compatible broker on 127.0.0.1.
 
-    Use as a context manager, or call ``start()`` and ``stop()``. ``mode='proxy'`` starts
-    ``tansu proxy`` in front of ``origin`` instead, so tests can cut a connection without
-    losing the broker's data.
+    Use as a context manager, or call ``start()`` and ``stop()``. With ``origin``, it starts
+    ``tansu proxy`` in front of that broker instead, so tests can cut a connection without
+    losing the broker's data. ``advertised`` is the address clients are told to connect to
+    (default: its own), for a broker behind a gateway.
     """
 
     def __init__(
@@ -197,11 +198,13 @@ class EmbeddedBroker:
         *,
         host: str = "127.0.0.1",
         origin: str | None = None,
+        advertised: str | None = None,
         log_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port()
         self.origin = origin
+        self.advertised = advertised
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -210,20 +213,14 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def command(self) -> list[str]:
-        url = f"tcp://{self.bootstrap_servers}"
+        listen = ["--listener-url", f"tcp://{self.bootstrap_servers}"]
+        listen += [
+            "--advertised-listener-url",
+            f"tcp://{self.advertised or self.bootstrap_servers}",
+        ]
         if self.origin is None:
-            return [
-                _broker_binary(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-            ]
-        return [
-            _broker_binary(), "proxy", "--listener-url", url, "--advertised-listener-url", url,
-            "--origin-url", f"tcp://{self.origin}",
-        ]  # fmt: skip
+            return [_broker_binary(), "broker", *listen]
+        return [_broker_binary(), "proxy", *listen, "--origin-url", f"tcp://{self.origin}"]
 
     def start(self, timeout: float = 15.0) -> EmbeddedBroker:
         """Start the process and return once its port accepts connections."""
