@@ -178,20 +178,13 @@ class Loop:
         """Hand a run of outputs to ``topic`` to the producer, in order.
 
         ``produce_batch`` costs about 0.5 µs less per output than ``produce`` (the hand-written
-        loop's call), but more for a single one. What it cannot take (no room in the producer's
-        queue, an error) goes one by one through ``produce``, which waits and retries.
+        loop's call), but more for a single one. What it does not take (a single output, no room
+        in the producer's queue, an error) goes one by one through ``produce``.
         """
         batch.record(topic, outputs, owners)
         taken = 0
-        if len(outputs) == 1:  # consumer_batch_size=1, or a quiet topic
-            out = outputs[0]
-            try:
-                self.producer.produce(topic, out["value"], out["key"], on_delivery=batch.delivered)
-                return
-            except (BufferError, KafkaException):
-                pass  # produce() below waits or gives up, and says why
         # Checking for room first keeps the order: produce_batch queues what fits and goes on.
-        elif len(self.producer) + len(outputs) <= self.queue_limit:
+        if len(outputs) > 1 and len(self.producer) + len(outputs) <= self.queue_limit:
             try:
                 taken = self.producer.produce_batch(topic, outputs, on_delivery=batch.delivered)
             except KafkaException:  # raised before anything is queued (e.g. a bad topic name)
@@ -199,7 +192,7 @@ class Loop:
             if taken == len(outputs):
                 return
         for out, owner in zip(outputs, owners, strict=True):
-            if not taken or out.pop("_error", None) is not None:  # not queued
+            if not taken or "_error" in out:  # not queued
                 self.produce(topic, out["value"], out["key"], None, batch, owner)
 
     def produce(
@@ -212,9 +205,13 @@ class Loop:
         delay = 0.1
         while True:
             try:
-                self.producer.produce(
-                    topic, value, key, headers=headers, on_delivery=batch.delivered
-                )
+                # Passing headers=None costs confluent-kafka ~0.3 µs: pass it only when set.
+                if headers is None:
+                    self.producer.produce(topic, value, key, on_delivery=batch.delivered)
+                else:
+                    self.producer.produce(
+                        topic, value, key, headers=headers, on_delivery=batch.delivered
+                    )
                 return
             except BufferError:
                 if self.queue_full_log():
