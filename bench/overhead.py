@@ -21,12 +21,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import variants  # bench/variants.py: this script's directory is on sys.path
 from confluent_kafka import Message, Producer
 
 from kaf import KafkaApp
 from kaf._loop import Loop
 
-BATCH = 500
+BATCH = variants.BATCH
 
 
 # A producer with no broker: produce() and produce_batch() do their real work in librdkafka
@@ -66,55 +67,15 @@ def messages(n: int) -> list[Any]:
 
 
 def hand_written(msgs: list[Any], *, batch_produce: bool = False) -> float:
-    """The loop body of bench/variants.py's confluent(), with the same JSON functions as Kaf;
-    with ``batch_produce``, each batch's outputs in one produce_batch() call, as (a'')."""
+    """bench/variants.py's own loop body for (a), or for (a'') with ``batch_produce``."""
+    handle = variants.produce_as_one if batch_produce else variants.produce_each
+    loads, dumps = variants.json_functions(plain=False)
     with unconnected_producer() as producer:
-        return _hand_written(msgs, producer, batch_produce)
-
-
-def _hand_written(msgs: list[Any], producer: Any, batch_produce: bool) -> float:
-    loads = json.JSONDecoder().decode
-    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
-    dumps = encoder.encode
-    produce = producer.produce
-
-    class Batch:
-        __slots__ = ("remaining",)
-
-        def __init__(self) -> None:
-            self.remaining = 0
-
-        def delivered(self, err: Any, msg: Any) -> None:
-            if err is not None:
-                raise RuntimeError(err)
-            self.remaining -= 1
-
-    started = time.thread_time()
-    for i in range(0, len(msgs), BATCH):
-        batch = Batch()
-        delivered, offsets = batch.delivered, {}
-        if batch_produce:
-            outputs = []
-            for msg in msgs[i : i + BATCH]:
-                if msg.error() is not None:
-                    continue
-                value = loads(msg.value().decode())
-                value["number"] += 1
-                outputs.append({"value": dumps(value).encode(), "key": msg.key()})
-                batch.remaining += 1
-                offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
-            producer.produce_batch("out", outputs, on_delivery=delivered)
-        else:
-            for msg in msgs[i : i + BATCH]:
-                if msg.error() is not None:
-                    continue
-                value = loads(msg.value().decode())
-                value["number"] += 1
-                produce("out", dumps(value).encode(), msg.key(), on_delivery=delivered)
-                batch.remaining += 1
-                offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
-        producer.poll(0)
-    return time.thread_time() - started
+        started = time.thread_time()
+        for i in range(0, len(msgs), BATCH):
+            handle(msgs[i : i + BATCH], producer, "out", loads, dumps)
+            producer.poll(0)
+        return time.thread_time() - started
 
 
 def kaf(msgs: list[Any]) -> float:

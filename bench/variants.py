@@ -62,6 +62,56 @@ class _Batch:
         self.remaining -= 1
 
 
+def json_functions(*, plain: bool) -> tuple[Any, Any]:
+    """(loads, dumps): plain json.loads / json.dumps, or one reused decoder and encoder."""
+    if plain:  # what most hand-written loops do
+        return json.loads, json.dumps
+    # Reuse one decoder and one encoder, as Kaf does: a JSON call costs half as much.
+    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
+    return json.JSONDecoder().decode, encoder.encode
+
+
+def produce_each(msgs: list[Any], producer: Any, sink: str, loads: Any, dumps: Any) -> _Batch:
+    """(a)'s loop body for one consumed batch: one produce() per output."""
+    offsets: dict[tuple[str, int], int] = {}
+    batch = _Batch(offsets, 0)
+    delivered, produce = batch.delivered, producer.produce
+    for msg in msgs:
+        if msg.error() is not None:
+            continue
+        value = loads(msg.value().decode())
+        value["number"] += 1
+        produce(sink, dumps(value).encode(), msg.key(), on_delivery=delivered)
+        batch.remaining += 1
+        offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
+    return batch
+
+
+def produce_as_one(msgs: list[Any], producer: Any, sink: str, loads: Any, dumps: Any) -> _Batch:
+    """(a'')'s loop body for one consumed batch: its outputs in one produce_batch() call."""
+    offsets: dict[tuple[str, int], int] = {}
+    batch = _Batch(offsets, 0)
+    delivered = batch.delivered
+    outputs: list[dict[str, Any]] = []
+    for msg in msgs:
+        if msg.error() is not None:
+            continue
+        value = loads(msg.value().decode())
+        value["number"] += 1
+        outputs.append({"value": dumps(value).encode(), "key": msg.key()})
+        batch.remaining += 1
+        offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
+    if producer.produce_batch(sink, outputs, on_delivery=delivered) < len(outputs):
+        for output in outputs:  # what did not fit in the queue, one by one
+            while "_error" in output:
+                try:
+                    producer.produce(sink, output["value"], output["key"], on_delivery=delivered)
+                    del output["_error"]
+                except BufferError:
+                    producer.poll(0.1)
+    return batch
+
+
 def confluent(
     in_servers: str,
     out_servers: str,
@@ -97,48 +147,13 @@ def confluent(
 
     consumer.subscribe([source], on_revoke=revoked)
     stop = Stop()
-    if plain_json:  # what most hand-written loops do
-        loads, dumps = json.loads, json.dumps
-    else:  # reuse one decoder and one encoder, as Kaf does: a JSON call costs half as much
-        loads = json.JSONDecoder().decode
-        encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
-        dumps = encoder.encode
-    produce = producer.produce
+    loads, dumps = json_functions(plain=plain_json)
+    handle = produce_as_one if batch_produce else produce_each
     next_commit = time.monotonic() + COMMIT_INTERVAL
     while not stop.requested:
         msgs = consumer.consume(BATCH, 1.0)
         if msgs:
-            offsets: dict[tuple[str, int], int] = {}
-            batch = _Batch(offsets, 0)
-            delivered = batch.delivered
-            if batch_produce:
-                outputs: list[dict[str, Any]] = []
-                for msg in msgs:
-                    if msg.error() is not None:
-                        continue
-                    value = loads(msg.value().decode())
-                    value["number"] += 1
-                    outputs.append({"value": dumps(value).encode(), "key": msg.key()})
-                    batch.remaining += 1
-                    offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
-                if producer.produce_batch(sink, outputs, on_delivery=delivered) < len(outputs):
-                    for output in outputs:  # what did not fit in the queue, one by one
-                        while "_error" in output:
-                            try:
-                                produce(sink, output["value"], output["key"], on_delivery=delivered)
-                                del output["_error"]
-                            except BufferError:
-                                producer.poll(0.1)
-            else:
-                for msg in msgs:
-                    if msg.error() is not None:
-                        continue
-                    value = loads(msg.value().decode())
-                    value["number"] += 1
-                    produce(sink, dumps(value).encode(), msg.key(), on_delivery=delivered)
-                    batch.remaining += 1
-                    offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
-            in_flight.append(batch)
+            in_flight.append(handle(msgs, producer, sink, loads, dumps))
         producer.poll(0)
         if time.monotonic() >= next_commit:
             commit()
